@@ -8,7 +8,8 @@ namespace tinyconv {
 // y = max(x, 0), NaN kept. y may be x (in place).
 void relu_forward(int64_t n, const float* x, float* y);
 
-// dx = dy where y > 0, else 0. y is ReLU's output. dx may be dy (in place).
+// dx = 0 where y <= 0, else dy (so a NaN output passes its gradient on, as in PyTorch).
+// y is ReLU's output. dx may be dy (in place).
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx);
 
 }  // namespace tinyconv

@@ -16,6 +16,7 @@ struct Pool2dShape {
 // x: (batch, channels, in_h, in_w); y and argmax: (batch, channels, out_h, out_w).
 // argmax holds, for each output, the index of its maximum within its own in_h×in_w plane
 // (as PyTorch's indices do). Ties go to the first in row-major order; a NaN wins.
+// The kernel must have fewer than 2^31 positions (kernel_h * kernel_w).
 void maxpool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* argmax);
 
 // dy and argmax: (batch, channels, out_h, out_w); dx: (batch, channels, in_h, in_w),

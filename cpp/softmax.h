@@ -10,7 +10,8 @@ void softmax_forward(int64_t batch, int64_t classes, const float* logits, float*
 
 // The mean over the batch of -log softmax(logits)[label], computed with log-sum-exp.
 // labels: (batch), each in [0, classes) (the caller has checked). When dlogits is not nullptr
-// it receives the gradient of that mean, (softmax - onehot) / batch. Returns 0 for batch 0.
+// it receives the gradient of that mean, (softmax - onehot) / batch. The mean of an empty
+// batch is NaN, as in PyTorch.
 float softmax_cross_entropy(int64_t batch, int64_t classes, const float* logits,
                             const int64_t* labels, float* dlogits);
 
