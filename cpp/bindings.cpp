@@ -304,6 +304,7 @@ tinyconv::Pool2dShape pool2d_shape(const Shape& in, const char* name, py::handle
                           " must be 4-D (batch, channels, height, width), got shape " +
                           shape_str(in));
   }
+  checked_product(in, name);
   auto k = int_pair(kernel_size, "kernel_size");
   auto st = stride.is_none() ? k : int_pair(stride, "stride");
   expect_at_least(k, 1, "kernel_size");
@@ -313,8 +314,9 @@ tinyconv::Pool2dShape pool2d_shape(const Shape& in, const char* name, py::handle
                           " is larger than the input's height and width " +
                           shape_str({in[2], in[3]}));
   }
-  if (in[2] * in[3] > (int64_t(1) << 53)) {
-    throw py::value_error(std::string(name) + " has planes too large to index");
+  if (k.first * k.second >= (int64_t(1) << 31)) {
+    throw py::value_error("kernel_size " + shape_str({k.first, k.second}) +
+                          " must have fewer than 2^31 positions");
   }
   return {in[0], in[1], in[2], in[3], k.first, k.second, st.first, st.second};
 }
@@ -591,6 +593,9 @@ PYBIND11_MODULE(_kernels, m) {
         "The SIMD path in use: 'avx2' or 'portable'.");
   m.def("set_isa", &set_isa, "name"_a, "Switch the SIMD path (for tests and benchmarks).");
   m.def("cpu_has_avx2_fma", &tinyconv::cpu_has_avx2_fma, "Whether this CPU can run AVX2+FMA.");
+  m.def("fma_peak_gflops", &tinyconv::fma_peak_gflops, "threads"_a,
+        py::call_guard<py::gil_scoped_release>(),
+        "This CPU's measured AVX2 FMA throughput on that many threads, in GFLOP/s.");
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else
