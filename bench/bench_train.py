@@ -41,16 +41,20 @@ def make_batches(count, batch_size, data, rng):
     return list(loader)[:count]
 
 
-def time_steps(step, batches, warmup):
-    """Median seconds of step(x, labels) over the batches, after warmup untimed steps."""
+def time_steps(steps, batches, warmup):
+    """Median seconds per step of each step(x, labels) function over the batches, after
+    warmup untimed steps. The functions take turns on every batch, so that a slow spell of
+    this shared machine falls on both rather than on whichever ran at the time."""
     for x, labels in batches[:warmup]:
-        step(x, labels)
-    times = []
+        for step in steps:
+            step(x, labels)
+    times = [[] for _ in steps]
     for x, labels in batches[warmup:]:
-        start = time.perf_counter()
-        step(x, labels)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for step, spent in zip(steps, times):
+            start = time.perf_counter()
+            step(x, labels)
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def tinyconv_step(model):
@@ -98,8 +102,8 @@ def main():
     model = cifar_cnn(seed=0)
     module = model.to_torch()
 
-    ours = time_steps(tinyconv_step(model), batches, args.warmup)
-    theirs = time_steps(torch_step(module), batches, args.warmup)
+    ours, theirs = time_steps([tinyconv_step(model), torch_step(module)], batches,
+                              args.warmup)
 
     source = "real" if args.data else "random"
     print(f"training step, batch {args.batch_size}, {threads} threads, tinyconv on "

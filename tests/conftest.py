@@ -1,6 +1,8 @@
 """Fixtures and helpers shared by the test modules."""
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +130,19 @@ def numerical_gradient(loss, x, *, step=1e-2):
         flat[i] = original
         grad.flat[i] = (loss_up - loss_down) / (up - down)
     return grad
+
+
+@pytest.fixture(scope="session")
+def cifar10_root():
+    """The real CIFAR-10 images: $TINYCONV_DATA, else the shared JPEG copy beside the
+    repository (../shared/data/cifar10-jpeg). Missing data skips the test on a developer's
+    machine but fails it in CI (CI=true), where the data is always there and a skip would
+    hide a test that never ran."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
+    root = Path(os.environ.get("TINYCONV_DATA") or default)
+    if not root.is_dir():
+        msg = f"CIFAR-10 data not found at {root}; set TINYCONV_DATA to its directory"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root

@@ -566,21 +566,8 @@ def test_normalize_matches_torchvision_to_tensor_and_normalize(rng):
 # The real data
 
 
-def _real_data_root():
-    """The shared CIFAR-10 JPEGs: $TINYCONV_DATA, else ../shared/data/cifar10-jpeg beside the
-    repository. Missing data fails the test in CI (CI=true), where it must be present."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
-    root = Path(os.environ.get("TINYCONV_DATA") or default)
-    if not root.is_dir():
-        msg = f"CIFAR-10 data not found at {root}; set TINYCONV_DATA to its directory"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return root
-
-
-def test_real_cifar10_subset_decodes_and_normalises_like_torchvision(tmp_path):
-    root = _real_data_root()
+def test_real_cifar10_subset_decodes_and_normalises_like_torchvision(tmp_path, cifar10_root):
+    root = cifar10_root
     assert data.find_dataset(root) == "imagefolder"
 
     split = data.load_split(root, train=False, limit=300, cache_dir=tmp_path)
