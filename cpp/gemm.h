@@ -18,7 +18,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 
 // This CPU's measured single-precision FMA throughput on `threads` threads, in GFLOP/s: each
 // thread runs independent AVX2 FMA chains for about 0.2 s. The benchmarks divide by it.
-// Throws std::runtime_error on a CPU without AVX2 and FMA.
+// Throws std::invalid_argument for threads < 1, std::runtime_error on a CPU without AVX2+FMA.
 double fma_peak_gflops(int threads);
 
 }  // namespace tinyconv
