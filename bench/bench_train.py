@@ -25,6 +25,7 @@ from tinyconv.model import cifar_cnn
 from tinyconv.optim import SGD
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.02, 0.9, 5e-4
+PAUSE_SECONDS = 0.2
 
 
 def make_batches(count, batch_size, data, rng):
@@ -41,19 +42,26 @@ def make_batches(count, batch_size, data, rng):
     return list(loader)[:count]
 
 
-def time_steps(steps, batches, warmup):
-    """Median seconds per step of each step(x, labels) function over the batches, after
-    warmup untimed steps. The functions take turns on every batch, so that a slow spell of
-    this shared machine falls on both rather than on whichever ran at the time."""
+def time_steps(steps, batches, warmup, rounds):
+    """Median seconds per step of each step(x, labels) function, after warmup untimed steps.
+
+    The batches are cut into `rounds` blocks and the functions take turns block by block, so
+    that a slow spell of this shared machine falls on both. Each turn starts after a pause:
+    OpenMP threads spin for a while after their last parallel region, and the other library's
+    threads would otherwise compete with them for the two cores."""
     for x, labels in batches[:warmup]:
         for step in steps:
             step(x, labels)
+    timed = batches[warmup:]
+    block = max(1, len(timed) // rounds)
     times = [[] for _ in steps]
-    for x, labels in batches[warmup:]:
+    for at in range(0, len(timed), block):
         for step, spent in zip(steps, times):
-            start = time.perf_counter()
-            step(x, labels)
-            spent.append(time.perf_counter() - start)
+            time.sleep(PAUSE_SECONDS)
+            for x, labels in timed[at:at + block]:
+                start = time.perf_counter()
+                step(x, labels)
+                spent.append(time.perf_counter() - start)
     return [statistics.median(spent) for spent in times]
 
 
@@ -88,6 +96,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="blocks of steps in which the two libraries take turns")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, help="default: tinyconv's default")
     parser.add_argument("--data", help="use real batches from this dataset root")
@@ -103,7 +113,7 @@ def main():
     module = model.to_torch()
 
     ours, theirs = time_steps([tinyconv_step(model), torch_step(module)], batches,
-                              args.warmup)
+                              args.warmup, args.rounds)
 
     source = "real" if args.data else "random"
     print(f"training step, batch {args.batch_size}, {threads} threads, tinyconv on "
