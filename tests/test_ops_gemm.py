@@ -11,8 +11,8 @@ from tinyconv import ops
 
 pytestmark = pytest.mark.usefixtures("isa")
 
-# The AVX2 tile is 6x16, the portable one 6x8; the reduction is cut in slices of 256, rows of C
-# in blocks of 144 and columns in blocks of 4080. Each shape sits below, at or above one edge.
+# The AVX2 tile is 6x16, the portable one 4x12; the reduction is cut in slices of 256, rows of
+# C in blocks of 144 and columns in blocks of 960. Each shape sits below, at or above one edge.
 SHAPES = {
     "one_element": (1, 1, 1),
     "rows_below_tile": (5, 16, 7),
@@ -25,7 +25,8 @@ SHAPES = {
     "depth_two_slices_and_remainder": (30, 40, 600),
     "rows_above_block": (145, 20, 30),
     "rows_two_blocks_and_remainder": (300, 47, 65),
-    "cols_above_block": (3, 4097, 5),
+    "cols_above_block": (3, 961, 5),
+    "cols_four_blocks_and_remainder": (3, 4097, 5),
     "square_256": (256, 256, 256),
     "depth_0": (4, 5, 0),
     "rows_0": (0, 5, 3),
