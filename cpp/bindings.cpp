@@ -8,7 +8,6 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
-#include <initializer_list>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -110,7 +109,7 @@ int64_t checked_product(const Shape& shape, const char* what) {
 // The destination array: a new one, or `out` once it is known to fit. `inputs` may not
 // overlap it, except the one named by `may_alias` (an op that works in place).
 py::array output_array(py::handle out, const Shape& shape,
-                       std::initializer_list<const py::array*> inputs,
+                       const std::vector<const py::array*>& inputs,
                        const py::array* may_alias = nullptr) {
   checked_product(shape, "the result");
   if (out.is_none()) {
@@ -255,8 +254,9 @@ py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj
     bias = float_array(bias_obj, "bias");
     expect_bias(*bias, s.out_channels);
   }
-  py::array y = output_array(out, {s.batch, s.out_channels, s.out_h(), s.out_w()},
-                             {&x, &w, bias ? &*bias : &w});
+  std::vector<const py::array*> inputs{&x, &w};
+  if (bias) inputs.push_back(&*bias);
+  py::array y = output_array(out, {s.batch, s.out_channels, s.out_h(), s.out_w()}, inputs);
 
   const float* pb = bias ? cdata_of(*bias) : nullptr;
   const float *px = cdata_of(x), *pw = cdata_of(w);
@@ -440,7 +440,9 @@ py::array linear_forward(py::handle x_obj, py::handle w_obj, py::handle bias_obj
     bias = float_array(bias_obj, "bias");
     expect_shape(*bias, "bias", {outf});
   }
-  py::array y = output_array(out, {batch, outf}, {&x, &w, bias ? &*bias : &w});
+  std::vector<const py::array*> inputs{&x, &w};
+  if (bias) inputs.push_back(&*bias);
+  py::array y = output_array(out, {batch, outf}, inputs);
 
   const float *px = cdata_of(x), *pw = cdata_of(w);
   const float* pb = bias ? cdata_of(*bias) : nullptr;
