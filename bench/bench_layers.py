@@ -35,12 +35,16 @@ POOL_LAYERS = [
     ("pool2 128ch @16", 128, 16),
 ]
 WARMUP = 2
+# Idle time before each timed run: OpenMP threads spin for a while after a parallel region, and
+# those of the library that ran last would otherwise take cores from the one being timed.
+PAUSE_SECONDS = 0.05
 LIBRARIES = ("tinyconv", "torch")
 
 
 def best_seconds(runs, repeats):
     """The best time of each callable in `runs`, a dict. One repeat runs every callable once,
-    so that a change in the machine's load during the benchmark touches all of them alike."""
+    so that a change in the machine's load during the benchmark touches all of them alike;
+    each run starts after a short pause (see PAUSE_SECONDS)."""
     for run in runs.values():
         for _ in range(WARMUP):
             run()
@@ -48,6 +52,7 @@ def best_seconds(runs, repeats):
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for key, run in runs.items():
+            time.sleep(PAUSE_SECONDS)
             start = time.perf_counter()
             run()
             best[key] = min(best[key], time.perf_counter() - start)
