@@ -245,12 +245,16 @@ def test_bad_input_exits_2_with_one_line_on_stderr(run, trained, tmp_path, case)
     assert expected in err
 
 
-def test_the_command_reports_bad_input_without_a_traceback(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(tinyconv.__file__).parents[1])}
-    command = [sys.executable, "-c", "from tinyconv.cli import main; main()", "train",
-               "--data", str(tmp_path / "absent")]
+@pytest.mark.parametrize(("arguments", "environment"), [
+    (["train", "--data", "absent"], {}),
+    (["info"], {"TINYCONV_ISA": "sse9"}),
+], ids=["missing_data", "bad_simd_path"])
+def test_the_command_reports_bad_input_without_a_traceback(tmp_path, arguments, environment):
+    env = {**os.environ, "PYTHONPATH": str(Path(tinyconv.__file__).parents[1]), **environment}
+    command = [sys.executable, "-c", "from tinyconv.cli import main; main()", *arguments]
 
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
+                            cwd=tmp_path)
 
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -14,7 +14,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
 
-# Ask for the SIMD path now, so that a bad TINYCONV_ISA fails at import, not mid-training.
-isa()
-
 __all__ = ["__version__", "get_num_threads", "isa", "set_num_threads"]

@@ -228,6 +228,14 @@ def _predict(args):
         print(f"{path}: " + ", ".join(f"{saved.classes[k]} {probs[k]:.1%}" for k in top))
 
 
+def _check_simd_path():
+    # The kernels choose their SIMD path on first use; asking first turns a bad TINYCONV_ISA
+    # into one line of bad input rather than an error in the middle of a command.
+    from . import isa
+
+    isa()
+
+
 def _one_line(error):
     return " ".join(str(error).split())
 
@@ -238,6 +246,7 @@ def main(argv=None):
 
     try:
         args = _build_parser().parse_args(argv)
+        _check_simd_path()
         args.handler(args)
     except BadArguments as error:
         print(_one_line(error), file=sys.stderr)
