@@ -347,10 +347,8 @@ py::array maxpool2d_backward(py::handle dy_obj, py::handle idx_obj, py::handle i
     for (py::handle d : py::reinterpret_borrow<py::iterable>(input_shape)) {
       in.push_back(d.cast<int64_t>());
     }
-  } catch (const py::error_already_set&) {
-    throw py::type_error("input_shape must be a sequence of ints, got " +
-                         std::string(py::repr(input_shape)));
-  } catch (const py::cast_error&) {
+  } catch (const std::exception&) {
+    // Not iterable (error_already_set) or an item that is not an int (cast_error).
     throw py::type_error("input_shape must be a sequence of ints, got " +
                          std::string(py::repr(input_shape)));
   }

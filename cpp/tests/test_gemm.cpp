@@ -151,6 +151,16 @@ void for_each_variant(Case t, const Check& check) {
   }
 }
 
+// Checks the m×n×k product, with rows padded by `pad`, in every variant.
+void check_every_variant(int64_t m, int64_t n, int64_t k, int64_t pad = 0) {
+  Case t;
+  t.m = m;
+  t.n = n;
+  t.k = k;
+  t.pad = pad;
+  for_each_variant(t, check_case);
+}
+
 // Runs `body` once per SIMD path this CPU has, restoring the active one afterwards.
 template <class Body>
 void for_each_isa(const Body& body) {
@@ -180,11 +190,7 @@ TEST(GemmTileEdges, EveryShapeBelowAtAndAboveOneAndTwoTiles) {
     for (int64_t k : {1, 5, 17}) {
       for (int64_t m = 1; m <= 2 * kTileRows + 1; ++m) {
         for (int64_t n = 1; n <= 2 * kTileCols + 1; ++n) {
-          Case t;
-          t.m = m;
-          t.n = n;
-          t.k = k;
-          for_each_variant(t, check_case);
+          check_every_variant(m, n, k);
         }
       }
     }
@@ -200,11 +206,7 @@ TEST(GemmReduction, DepthsAroundOneAndTwoKcBlocks) {
     for (int64_t k : depths) {
       for (int64_t m : {1, 6, 7, 13}) {
         for (int64_t n : {1, 16, 17, 33}) {
-          Case t;
-          t.m = m;
-          t.n = n;
-          t.k = k;
-          for_each_variant(t, check_case);
+          check_every_variant(m, n, k);
         }
       }
     }
@@ -227,11 +229,7 @@ TEST(GemmBlockEdges, ShapesCrossingMcKcAndNcBlocks) {
   };
   for_each_isa([&] {
     for (const Shape& s : shapes) {
-      Case t;
-      t.m = s.m;
-      t.n = s.n;
-      t.k = s.k;
-      for_each_variant(t, check_case);
+      check_every_variant(s.m, s.n, s.k);
     }
   });
 }
@@ -240,12 +238,7 @@ TEST(GemmStrides, SubmatrixViewsWithLeadingDimensionsAboveTheMinimum) {
   for_each_isa([] {
     for (int64_t pad : {1, 3, 16}) {
       for (int64_t m : {5, 13, 150}) {
-        Case t;
-        t.m = m;
-        t.n = 37;
-        t.k = 260;
-        t.pad = pad;
-        for_each_variant(t, check_case);
+        check_every_variant(m, 37, 260, pad);
       }
     }
   });
